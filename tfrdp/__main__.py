@@ -1,0 +1,5 @@
+import sys
+
+from tfrdp.cli import main
+
+sys.exit(main())

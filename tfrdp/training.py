@@ -1,0 +1,179 @@
+"""Training entry point: `python train.py ...` and `tfrdp train ...`.
+
+Trains one RDPModel with Keras `fit` (progress bar, TensorBoard logs and
+BackupAndRestore resumption under --train-dir), evaluates it on the MNIST test
+split and exports a SavedModel with its metrics.
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from tfrdp.data import SPLIT_SIZES, DataError
+
+DEFAULT_MODEL_ROOT = Path("saved_models")
+DEFAULT_TRAIN_ROOT = Path("runs")
+
+
+def _typed(kind, check, requirement):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}")
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {requirement}")
+        return value
+    return parse
+
+
+positive_int = _typed(int, lambda v: v >= 1, "an integer >= 1")
+non_negative_int = _typed(int, lambda v: v >= 0, "an integer >= 0")
+levels_int = _typed(int, lambda v: v >= 2, "an integer >= 2 (L levels per latent dimension)")
+non_negative_float = _typed(float, lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0")
+positive_float = _typed(float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0")
+
+
+def build_parser(prog=None):
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Train a rate-distortion-perception codec on MNIST "
+        "(loss = MSE + lambda * W1 estimate) and export it as a SavedModel.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    model = parser.add_argument_group("model")
+    model.add_argument("--lambda", dest="lam", type=non_negative_float, default=0.0,
+                       help="weight of the perception loss (W1 estimate) against MSE")
+    model.add_argument("--latent-dim", type=positive_int, default=3,
+                       help="latent dimensions d")
+    model.add_argument("--levels", type=levels_int, default=3,
+                       help="quantization levels L per dimension; nominal rate d*log2(L) bits")
+    model.add_argument("--noise-dim", type=non_negative_int, default=16,
+                       help="dimensions of the noise fed to the decoder (0: deterministic)")
+    model.add_argument("--rate-weight", type=non_negative_float, default=0.0,
+                       help="beta: adds beta * estimated bits/digit to the encoder loss")
+    training = parser.add_argument_group("training")
+    training.add_argument("--epochs", type=positive_int, default=30)
+    training.add_argument("--steps-per-epoch", type=positive_int, default=None,
+                          help="generator steps per epoch (default: one pass over the "
+                          "60,000 training digits)")
+    training.add_argument("--batch-size", type=positive_int, default=64)
+    training.add_argument("--critic-steps", type=positive_int, default=1,
+                          help="WGAN-GP critic updates per encoder/decoder update")
+    training.add_argument("--gp-weight", type=non_negative_float, default=10.0,
+                          help="weight of the critic's gradient penalty")
+    training.add_argument("--learning-rate", type=positive_float, default=1e-3,
+                          help="Adam learning rate of the encoder, decoder and prior")
+    training.add_argument("--critic-learning-rate", type=positive_float, default=1e-4,
+                          help="Adam learning rate of the critic")
+    training.add_argument("--eval-digits", type=positive_int, default=SPLIT_SIZES["test"],
+                          help="test digits used for validation and the final metrics")
+    training.add_argument("--seed", type=int, default=0,
+                          help="seed of initialisation, shuffling and noise")
+    paths = parser.add_argument_group("paths")
+    paths.add_argument("--mnist-dir", type=Path, default=None,
+                       help="folder with the four MNIST IDX .gz files (prepared offline "
+                       "into --data-dir on first use)")
+    paths.add_argument("--data-dir", type=Path, default=Path(".tfds"),
+                       help="tensorflow-datasets data_dir")
+    paths.add_argument("--train-dir", type=Path, default=None,
+                       help="checkpoints for resumption and TensorBoard logs "
+                       "(default: runs/NAME)")
+    paths.add_argument("--export-dir", type=Path, default=None,
+                       help="SavedModel folder (default: saved_models/NAME)")
+    paths.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --export-dir")
+    return parser
+
+
+def model_name(args):
+    """A folder name that says what the model is, e.g. mnist_d3_L3_lambda0.01."""
+    name = f"mnist_d{args.latent_dim}_L{args.levels}_lambda{args.lam:g}"
+    if args.rate_weight:
+        name += f"_beta{args.rate_weight:g}"
+    if args.noise_dim != 16:
+        name += f"_noise{args.noise_dim}"
+    return name
+
+
+def run(args, extra_callbacks=(), verbose=None):
+    """Trains, evaluates and exports; returns the metadata written with the model."""
+    import tensorflow as tf
+
+    from tfrdp import data, export
+    from tfrdp.rdp_model import CodecConfig, RDPModel
+
+    name = model_name(args)
+    export_dir = args.export_dir or DEFAULT_MODEL_ROOT / name
+    train_dir = args.train_dir or DEFAULT_TRAIN_ROOT / name
+    if export_dir.exists() and not args.overwrite:
+        raise FileExistsError(f"{export_dir} exists (pass --overwrite to replace it)")
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+
+    tf.keras.utils.set_random_seed(args.seed)
+    train_data = data.mnist_dataset("train", args.batch_size, args.mnist_dir, args.data_dir,
+                                    training=True, seed=args.seed)
+    eval_digits = min(args.eval_digits, SPLIT_SIZES["test"])
+    test_data = data.mnist_dataset("test", min(args.batch_size * 4, 1000), args.mnist_dir,
+                                   args.data_dir, limit=eval_digits)
+
+    config = CodecConfig(latent_dim=args.latent_dim, levels=args.levels,
+                         noise_dim=args.noise_dim, lam=args.lam, rate_weight=args.rate_weight,
+                         critic_steps=args.critic_steps, gp_weight=args.gp_weight)
+    model = RDPModel(config)
+    model.compile(
+        generator_optimizer=tf.keras.optimizers.Adam(args.learning_rate, 0.5, 0.9),
+        critic_optimizer=tf.keras.optimizers.Adam(args.critic_learning_rate, 0.5, 0.9))
+
+    backup_dir = train_dir / "backup"
+    if backup_dir.is_dir() and any(backup_dir.iterdir()):
+        print(f"Resuming from the backup in {backup_dir}", flush=True)
+    callbacks = [
+        tf.keras.callbacks.BackupAndRestore(str(backup_dir)),
+        tf.keras.callbacks.TensorBoard(str(train_dir / "logs"), profile_batch=0),
+        *extra_callbacks,
+    ]
+    steps = args.steps_per_epoch or SPLIT_SIZES["train"] // args.batch_size
+    started = time.time()
+    model.fit(train_data, epochs=args.epochs, steps_per_epoch=steps,
+              validation_data=test_data, callbacks=callbacks, verbose=verbose)
+    train_seconds = time.time() - started
+    if backup_dir.is_dir() and not any(backup_dir.iterdir()):
+        backup_dir.rmdir()  # Keras empties it once training has finished
+
+    metrics = model.evaluate(test_data, return_dict=True, verbose=0)
+    metrics = {key: float(value) for key, value in metrics.items()}
+    metadata = export.model_metadata(model, export_dir.name, metrics)
+    metadata["training"] = {
+        **{key: (str(value) if isinstance(value, Path) else value)
+           for key, value in vars(args).items()},
+        "train_seconds_this_run": round(train_seconds, 1), "eval_digits": eval_digits}
+    export.export_model(model, export_dir, metadata, overwrite=args.overwrite)
+    (export_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metadata, export_dir
+
+
+def report(metadata, export_dir):
+    metrics = metadata["test_metrics"]
+    print(f"Test metrics on {metadata['training']['eval_digits']} digits: "
+          f"mse {metrics['mse']:.5f}  psnr {metrics['psnr']:.2f} dB  "
+          f"w1 {metrics['w1']:.4f}  bits/digit {metrics['bits']:.3f} "
+          f"(nominal {metadata['nominal_bits_per_digit']:.3f})")
+    print(f"SavedModel: {export_dir}  (fingerprint {metadata['fingerprint']})")
+
+
+def main(argv=None, prog=None):
+    args = build_parser(prog).parse_args(argv)
+    try:
+        metadata, export_dir = run(args)
+    except (DataError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the last epoch",
+              file=sys.stderr)
+        return 130
+    report(metadata, export_dir)
+    return 0
