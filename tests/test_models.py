@@ -107,17 +107,17 @@ def test_gradient_penalty_interpolates_per_example():
                                rtol=1e-5)
 
 
-def one_train_step(lam, seed=7):
-    """A fresh model (fixed init) after one train_step; returns its decoder weights."""
+def one_train_step(lam, seed=7, part="decoder", **config):
+    """A fresh model (fixed init) after one train_step; returns one part's weights."""
     tf.keras.utils.set_random_seed(seed)
-    model = RDPModel(CodecConfig(lam=lam, noise_dim=4))
+    model = RDPModel(CodecConfig(lam=lam, noise_dim=4, **config))
     model.compile(generator_optimizer=tf.keras.optimizers.Adam(1e-3, 0.5, 0.9),
                   critic_optimizer=tf.keras.optimizers.Adam(1e-4, 0.5, 0.9))
     images = tf.random.stateless_uniform([16, 28, 28, 1], seed=[1, 2])
     tf.random.set_seed(seed)
     logs = model.train_step(images)
     assert set(logs) >= {"critic_loss", "gradient_penalty", "mse", "w1", "bits"}
-    return [w.numpy() for w in model.decoder.trainable_weights]
+    return [w.numpy() for w in getattr(model, part).trainable_weights]
 
 
 def test_lambda_changes_the_decoder_update():
@@ -137,3 +137,22 @@ def test_critic_steps_update_the_critic_only_in_the_critic_step():
     model.train_step(images)
     assert int(model.critic_optimizer.iterations) == 2
     assert int(model.generator_optimizer.iterations) == 1
+
+
+def test_codeword_search_finds_the_cell_that_decodes_nearest():
+    model = RDPModel(CodecConfig(latent_dim=2, levels=4, noise_dim=3))
+    grid = model.codeword_grid()
+    assert grid.shape == (16, 2) and len({tuple(row) for row in grid.numpy()}) == 16
+    words = model.decode(grid, tf.zeros([16, 3]))
+    chosen = [3, 9, 14]
+    noisy = tf.gather(words, chosen) + tf.random.normal([3, 28, 28, 1], stddev=1e-4, seed=0)
+    np.testing.assert_array_equal(model.nearest_codewords(noisy).numpy(),
+                                  tf.gather(grid, chosen).numpy())
+
+
+def test_codeword_search_changes_the_encoder_update_only():
+    for part, changes in (("encoder", True), ("decoder", False)):
+        plain = one_train_step(0.0, part=part, search_weight=0.0)
+        searched = one_train_step(0.0, part=part, search_weight=1.0)
+        same = all(np.array_equal(a, b) for a, b in zip(plain, searched))
+        assert same != changes, part

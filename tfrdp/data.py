@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-IMAGE_SHAPE = (28, 28, 1)
+from tfrdp.errors import TfrdpError
+
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -23,7 +24,7 @@ DEFAULT_DATA_DIR = Path(".tfds")
 SPLIT_SIZES = {"train": 60000, "test": 10000}
 
 
-class DataError(Exception):
+class DataError(TfrdpError):
     """MNIST could not be found or prepared; the message is meant for the user."""
 
 

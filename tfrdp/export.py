@@ -15,9 +15,6 @@ the same seed gives the same pixels in every process.
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +22,7 @@ import tensorflow as tf
 
 from tfrdp import __version__, models
 from tfrdp.entropy import RANGE_CODER_PRECISION, SymbolCoder
+from tfrdp.fsutil import staged_path
 
 METADATA_FILE = "tfrdp.json"
 NOISE_ALGORITHM = "philox"  # fixed: "auto_select" may differ between CPU and GPU
@@ -142,27 +140,13 @@ def export_model(model, export_dir, metadata, overwrite=False):
     if export_dir.exists() and not overwrite:
         raise FileExistsError(f"{export_dir} exists (pass --overwrite to replace it)")
     export_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.", dir=export_dir.parent))
-    try:
-        metadata_path = staging / METADATA_FILE
+    with staged_path(export_dir) as staging:
+        staging.mkdir()
+        metadata_path = staging.parent / METADATA_FILE
         metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
         codec = ExportedCodec(model, metadata_path)
-        model_dir = staging / "model"
-        tf.saved_model.save(codec, str(model_dir), signatures=codec.signatures())
-        _replace_dir(model_dir, export_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        tf.saved_model.save(codec, str(staging), signatures=codec.signatures())
     return metadata
-
-
-def _replace_dir(new, target):
-    if target.exists():
-        old = target.with_name(f".{target.name}.old.{os.getpid()}")
-        os.replace(target, old)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)
 
 
 def read_metadata(export_dir):

@@ -7,9 +7,18 @@ encoder/decoder update on
 
 which is Blau & Michaeli's `MSE + lambda * W1` objective: E[critic(x)] does not
 depend on the encoder/decoder, so it drops out of their gradient.
+
+Codeword search (`search_weight` > 0) adds an optimisation aid for the encoder.
+Straight-through rounding only moves a digit's latent between neighbouring
+cells, so the partition settles like a self-organising map, well short of the
+nearest-codeword partition an MSE quantizer needs (Lloyd's condition; on MNIST
+at 3x3 levels: MSE ~0.048 against ~0.043 for k-means with 27 cells). The aid
+decodes every cell's noise-free codeword, finds the nearest one to each digit
+and pulls the encoder's continuous levels toward it by squared error.
 """
 
 import dataclasses
+import itertools
 import math
 
 import tensorflow as tf
@@ -27,6 +36,12 @@ class CodecConfig:
     rate_weight: float = 0.0
     critic_steps: int = 1
     gp_weight: float = 10.0
+    search_weight: float = 1.0
+
+    @property
+    def cells(self):
+        """Number of quantization cells L^d."""
+        return self.levels ** self.latent_dim
 
     @property
     def nominal_bits(self):
@@ -59,7 +74,7 @@ class RDPModel(tf.keras.Model):
         self.critic = models.make_critic()
         self.prior = CategoricalPrior(config.latent_dim, config.levels, name="prior")
         names = ["critic_loss", "gradient_penalty", "generator_loss", "mse", "psnr",
-                 "w1", "bits"]
+                 "w1", "bits", "search"]
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in names}
 
     def compile(self, generator_optimizer, critic_optimizer, **kwargs):
@@ -79,6 +94,22 @@ class RDPModel(tf.keras.Model):
     def decode(self, symbols, noise, training=False):
         latent = models.dequantize(symbols, self.config.levels)
         return self.decoder(tf.concat([latent, noise], axis=-1), training=training)
+
+    def codeword_grid(self):
+        """All L^d symbol vectors, float [L^d, d]."""
+        config = self.config
+        return tf.constant(list(itertools.product(range(config.levels),
+                                                  repeat=config.latent_dim)), tf.float32)
+
+    def nearest_codewords(self, images):
+        """Symbols [N, d] of the cell whose noise-free decoding is nearest to each image."""
+        grid = self.codeword_grid()
+        noise = tf.zeros([tf.shape(grid)[0], self.config.noise_dim])
+        words = tf.reshape(self.decode(grid, noise, training=False), [tf.shape(grid)[0], -1])
+        flat = tf.reshape(images, [tf.shape(images)[0], -1])
+        distances = (tf.reduce_sum(tf.square(words), axis=1)[None, :]
+                     - 2.0 * tf.matmul(flat, words, transpose_b=True))
+        return tf.stop_gradient(tf.gather(grid, tf.argmin(distances, axis=1)))
 
     def sample_noise(self, count):
         return tf.random.normal([count, self.config.noise_dim])
@@ -120,6 +151,10 @@ class RDPModel(tf.keras.Model):
             # this term has no gradient into the encoder (see CategoricalPrior).
             prior_loss = tf.reduce_mean(self.prior.nll_bits(tf.round(levels)))
             total = loss + prior_loss
+            if config.search_weight > 0:
+                search = tf.reduce_mean(tf.square(levels - self.nearest_codewords(images)))
+                total += config.search_weight * search
+                self.trackers["search"].update_state(search)
         variables = (self.encoder.trainable_variables + self.decoder.trainable_variables
                      + self.prior.trainable_variables)
         gradients = tape.gradient(total, variables)
@@ -134,6 +169,8 @@ class RDPModel(tf.keras.Model):
             self.critic_step(images)
         self.generator_step(images)
         names = ["critic_loss", "gradient_penalty", "generator_loss", "mse", "w1", "bits"]
+        if self.config.search_weight > 0:
+            names.append("search")
         return {name: self.trackers[name].result() for name in names}
 
     def test_step(self, images):

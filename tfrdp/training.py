@@ -12,10 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from tfrdp.data import SPLIT_SIZES, DataError
+from tfrdp.data import SPLIT_SIZES
+from tfrdp.errors import TfrdpError
 
 DEFAULT_MODEL_ROOT = Path("saved_models")
 DEFAULT_TRAIN_ROOT = Path("runs")
+MAX_SEARCH_CELLS = 4096  # codeword search decodes every cell at each step
 
 
 def _typed(kind, check, requirement):
@@ -63,10 +65,16 @@ def build_parser(prog=None):
                           help="WGAN-GP critic updates per encoder/decoder update")
     training.add_argument("--gp-weight", type=non_negative_float, default=10.0,
                           help="weight of the critic's gradient penalty")
-    training.add_argument("--learning-rate", type=positive_float, default=1e-3,
-                          help="Adam learning rate of the encoder, decoder and prior")
+    training.add_argument("--search-weight", type=non_negative_float, default=1.0,
+                          help="weight of the codeword-search aid that pulls the encoder "
+                          "toward the nearest cell (0: plain straight-through training; "
+                          f"needs L^d <= {MAX_SEARCH_CELLS})")
+    training.add_argument("--learning-rate", type=positive_float, default=2e-3,
+                          help="initial Adam learning rate of the encoder, decoder and prior")
     training.add_argument("--critic-learning-rate", type=positive_float, default=1e-4,
-                          help="Adam learning rate of the critic")
+                          help="initial Adam learning rate of the critic")
+    training.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
+                          help="cosine: both learning rates decay to 5%% over the run")
     training.add_argument("--eval-digits", type=positive_int, default=SPLIT_SIZES["test"],
                           help="test digits used for validation and the final metrics")
     training.add_argument("--seed", type=int, default=0,
@@ -97,6 +105,15 @@ def model_name(args):
     return name
 
 
+def adam(learning_rate, schedule, total_steps):
+    """Adam with WGAN-GP's betas (0.5, 0.9), optionally with cosine decay to 5%."""
+    import tensorflow as tf
+    if schedule == "cosine":
+        learning_rate = tf.keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=total_steps, alpha=0.05)
+    return tf.keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.9)
+
+
 def run(args, extra_callbacks=(), verbose=None):
     """Trains, evaluates and exports; returns the metadata written with the model."""
     import tensorflow as tf
@@ -109,6 +126,9 @@ def run(args, extra_callbacks=(), verbose=None):
     train_dir = args.train_dir or DEFAULT_TRAIN_ROOT / name
     if export_dir.exists() and not args.overwrite:
         raise FileExistsError(f"{export_dir} exists (pass --overwrite to replace it)")
+    if args.search_weight > 0 and args.levels ** args.latent_dim > MAX_SEARCH_CELLS:
+        raise TfrdpError(f"--search-weight needs at most {MAX_SEARCH_CELLS} cells, and "
+                         f"{args.levels}^{args.latent_dim} is more: pass --search-weight 0")
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
 
@@ -121,11 +141,14 @@ def run(args, extra_callbacks=(), verbose=None):
 
     config = CodecConfig(latent_dim=args.latent_dim, levels=args.levels,
                          noise_dim=args.noise_dim, lam=args.lam, rate_weight=args.rate_weight,
-                         critic_steps=args.critic_steps, gp_weight=args.gp_weight)
+                         critic_steps=args.critic_steps, gp_weight=args.gp_weight,
+                         search_weight=args.search_weight)
+    steps = args.steps_per_epoch or SPLIT_SIZES["train"] // args.batch_size
     model = RDPModel(config)
     model.compile(
-        generator_optimizer=tf.keras.optimizers.Adam(args.learning_rate, 0.5, 0.9),
-        critic_optimizer=tf.keras.optimizers.Adam(args.critic_learning_rate, 0.5, 0.9))
+        generator_optimizer=adam(args.learning_rate, args.lr_schedule, args.epochs * steps),
+        critic_optimizer=adam(args.critic_learning_rate, args.lr_schedule,
+                              args.epochs * steps * args.critic_steps))
 
     backup_dir = train_dir / "backup"
     if backup_dir.is_dir() and any(backup_dir.iterdir()):
@@ -135,7 +158,6 @@ def run(args, extra_callbacks=(), verbose=None):
         tf.keras.callbacks.TensorBoard(str(train_dir / "logs"), profile_batch=0),
         *extra_callbacks,
     ]
-    steps = args.steps_per_epoch or SPLIT_SIZES["train"] // args.batch_size
     started = time.time()
     model.fit(train_data, epochs=args.epochs, steps_per_epoch=steps,
               validation_data=test_data, callbacks=callbacks, verbose=verbose)
@@ -168,7 +190,7 @@ def main(argv=None, prog=None):
     args = build_parser(prog).parse_args(argv)
     try:
         metadata, export_dir = run(args)
-    except (DataError, FileExistsError) as error:
+    except (TfrdpError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
