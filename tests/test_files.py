@@ -228,3 +228,12 @@ def test_usage_errors_exit_2(tmp_path):
                                 text=True, cwd=tmp_path, timeout=120)
         assert result.returncode == 2, (argv, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_os_errors_are_one_line_errors(small_file, trained, tmp_path, capsys, monkeypatch):
+    def refuse(digits, path):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(imageio, "write_digits", refuse)
+    assert tfrdp("decompress", small_file, "-o", tmp_path / "x.npy", "--model", trained[1]) == 1
+    error = capsys.readouterr().err
+    assert error == f"tfrdp: error: {tmp_path / 'x.npy'}: Permission denied\n"

@@ -4,6 +4,7 @@
     tfrdp compress --model saved_models/NAME digits.npy -o digits.rdp
     tfrdp decompress digits.rdp -o digits.npy [--grid sheet.png]
     tfrdp info digits.rdp
+    tfrdp serve --model-dir saved_models --port 8501
 
 Exit codes: 0 success, 1 an error reported on one line (bad input, corrupted
 file, missing or wrong model), 2 bad command-line usage, 130 interrupted.
@@ -88,6 +89,25 @@ def info(args):
         print(f"{key + ':':<{width + 1}} {value}")
 
 
+def export_transforms(args):
+    from tfrdp import export
+    from tfrdp.codec import Codec
+    Codec(args.model)  # checks it is a tfrdp SavedModel
+    target = Path(args.model) / export.TRANSFORMS_DIR
+    if target.exists() and not args.overwrite:
+        raise TfrdpError(f"{target} exists (pass --overwrite to replace it)")
+    from tfrdp.fsutil import staged_path
+    target.parent.mkdir(exist_ok=True)
+    with staged_path(target) as staging:
+        export.save_transforms(args.model, staging)
+    print(f"{target}: encode, decode and reconstruct without custom ops")
+
+
+def serve(args):
+    from tfrdp import serving
+    serving.serve(args.model_dir, args.host, args.port, args.max_request_bytes)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tfrdp", description="Learned lossy compression of MNIST digits under the "
@@ -131,6 +151,28 @@ def build_parser():
                                   description="Print a .rdp file's header, size and rate.")
     command.add_argument("input", type=Path, help="the .rdp file")
     command.set_defaults(run=info)
+
+    command = commands.add_parser(
+        "export-transforms", help="write a model's custom-op-free export for stock TF Serving",
+        description="Write MODEL/transforms/1: encode, decode and reconstruct in a SavedModel "
+        "that loads without tensorflow-compression (new exports already have it).")
+    command.add_argument("--model", type=Path, required=True, help="SavedModel folder")
+    command.add_argument("--overwrite", action="store_true", help="replace an existing one")
+    command.set_defaults(run=export_transforms)
+
+    command = commands.add_parser(
+        "serve", help="serve the SavedModels over TensorFlow Serving's REST API",
+        description="Serve every SavedModel directly under --model-dir, by its folder name, "
+        "with TensorFlow Serving's REST API (/v1/models/NAME, /metadata, :predict) plus "
+        ":compress (PNG or .npy body -> .rdp file) and :decompress (.rdp -> PNG or .npy).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    command.add_argument("--model-dir", type=Path, default=Path("saved_models"),
+                         help="folder of SavedModels")
+    command.add_argument("--host", default="127.0.0.1", help="address to bind")
+    command.add_argument("--port", type=int, default=8501, help="port (0: any free port)")
+    command.add_argument("--max-request-bytes", type=int, default=16 * 2**20,
+                         help="larger request bodies are answered 413")
+    command.set_defaults(run=serve)
     return parser
 
 
@@ -151,6 +193,10 @@ def main(argv=None):
         args.run(args)
     except TfrdpError as error:
         print(f"tfrdp: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as error:  # e.g. a read-only folder or a full disk
+        print(f"tfrdp: error: {error.filename or ''}: {error.strerror or error}",
+              file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("tfrdp: interrupted", file=sys.stderr)

@@ -28,6 +28,10 @@ class Codec:
         self._model = tf.saved_model.load(str(self.path))
 
     @property
+    def saved_model(self):
+        return self._model
+
+    @property
     def name(self):
         return self.metadata["name"]
 

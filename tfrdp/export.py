@@ -25,6 +25,8 @@ from tfrdp.entropy import RANGE_CODER_PRECISION, SymbolCoder
 from tfrdp.fsutil import staged_path
 
 METADATA_FILE = "tfrdp.json"
+TRANSFORMS_DIR = "transforms/1"  # the custom-op-free export, inside the full one
+TRANSFORM_SIGNATURES = ("encode", "decode", "reconstruct")
 NOISE_ALGORITHM = "philox"  # fixed: "auto_select" may differ between CPU and GPU
 
 IMAGES = tf.TensorSpec([None, 28, 28, 1], tf.uint8, name="images")
@@ -96,6 +98,25 @@ class ExportedCodec(tf.Module):
                 "decompress": self.decompress, "reconstruct": self.reconstruct}
 
 
+def save_transforms(model_dir, path=None):
+    """A second SavedModel without tensorflow-compression's custom ops, for stock TF Serving.
+
+    Re-saves the `encode`, `decode` and `reconstruct` signatures of the full
+    SavedModel in `model_dir` (range coding then runs client-side) into a
+    version folder, as TensorFlow Serving expects: by default
+    `model_dir/transforms/1`. Returns that path.
+    """
+    import tensorflow_compression  # noqa: F401  (the full model's ops must be registered)
+    path = Path(path or Path(model_dir) / TRANSFORMS_DIR)
+    full = tf.saved_model.load(str(model_dir))
+    transforms = tf.Module()
+    transforms.encoder, transforms.decoder = full.encoder, full.decoder
+    transforms.metadata = full.metadata
+    signatures = {name: full.signatures[name] for name in TRANSFORM_SIGNATURES}
+    tf.saved_model.save(transforms, str(path), signatures=signatures)
+    return path
+
+
 def weights_fingerprint(model):
     """Hex digest of everything that decides the decoded pixels of a file."""
     digest = hashlib.sha256()
@@ -146,6 +167,7 @@ def export_model(model, export_dir, metadata, overwrite=False):
         metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
         codec = ExportedCodec(model, metadata_path)
         tf.saved_model.save(codec, str(staging), signatures=codec.signatures())
+        save_transforms(staging)
     return metadata
 
 

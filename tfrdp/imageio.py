@@ -50,10 +50,11 @@ def _read_png_folder(path):
     return np.stack([_decode_png(p.read_bytes(), p) for p in files])
 
 
-def _read_npy(path):
+def _read_npy(source, name=None):
+    path = name or source
     try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
+        array = np.load(source, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
         raise TfrdpError(f"{path}: not a readable .npy array ({error})") from None
     if array.dtype != np.uint8:
         raise TfrdpError(f"{path}: expected dtype uint8, got {array.dtype}")
@@ -62,7 +63,18 @@ def _read_npy(path):
     if array.ndim != 4 or array.shape[1:] != DIGIT_SHAPE:
         raise TfrdpError(f"{path}: expected shape [N,28,28] or [N,28,28,1], got "
                          f"{list(array.shape)}")
+    if len(array) == 0:
+        raise TfrdpError(f"{path}: holds no digits")
     return array
+
+
+def digits_from_bytes(content, name):
+    """A PNG or .npy file's bytes (e.g. a request body) as uint8 [N,28,28,1]."""
+    if content[:8] == b"\x89PNG\r\n\x1a\n":
+        return _decode_png(content, name)[None]
+    if content[:6] == b"\x93NUMPY":
+        return _read_npy(io.BytesIO(content), name)
+    raise TfrdpError(f"{name}: expected a PNG or .npy file")
 
 
 def read_idx_images(path):
