@@ -241,3 +241,18 @@ def test_custom_op_free_export_matches_the_full_model(trained, local, digits, tm
                         tmp_path / "out.npy")
     assert result.returncode == 0, result.stderr[-2000:]
     assert np.array_equal(np.load(tmp_path / "out.npy"), local.reconstruct(digits, 5))
+
+
+def test_export_transforms_command_rebuilds_the_custom_op_free_export(trained, tmp_path,
+                                                                      capsys):
+    import shutil
+    from tfrdp import cli
+    model = tmp_path / "copy"
+    shutil.copytree(trained[1], model)
+    shutil.rmtree(model / "transforms")
+    assert cli.main(["export-transforms", "--model", str(model)]) == 0
+    assert (model / "transforms" / "1" / "saved_model.pb").is_file()
+    assert cli.main(["export-transforms", "--model", str(model)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["export-transforms", "--model", str(model), "--overwrite"]) == 0
+    assert sorted(p.name for p in (model / "transforms").iterdir()) == ["1"]

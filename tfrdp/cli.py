@@ -90,15 +90,12 @@ def info(args):
 
 
 def export_transforms(args):
-    from tfrdp import export
-    from tfrdp.codec import Codec
-    Codec(args.model)  # checks it is a tfrdp SavedModel
+    from tfrdp import codec, export, fsutil
+    codec.Codec(args.model)  # checks it is a tfrdp SavedModel
     target = Path(args.model) / export.TRANSFORMS_DIR
-    if target.exists() and not args.overwrite:
-        raise TfrdpError(f"{target} exists (pass --overwrite to replace it)")
-    from tfrdp.fsutil import staged_path
+    fsutil.check_writable(target, args.overwrite)
     target.parent.mkdir(exist_ok=True)
-    with staged_path(target) as staging:
+    with fsutil.staged_path(target) as staging:
         export.save_transforms(args.model, staging)
     print(f"{target}: encode, decode and reconstruct without custom ops")
 
