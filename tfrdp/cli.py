@@ -41,7 +41,7 @@ def _default_output(source, suffix):
 
 
 def compress(args):
-    from tfrdp import codec, fsutil, imageio
+    from tfrdp import codec, fileformat, fsutil, imageio
     output = args.output or _default_output(args.input, ".rdp")
     fsutil.check_writable(output, args.overwrite, inputs=[args.input])
     digits = imageio.read_digits(args.input)
@@ -51,7 +51,7 @@ def compress(args):
     content = model.compress(digits, seed)
     seconds = time.perf_counter() - started
     fsutil.write_bytes_atomic(output, content)
-    header, payload = codec.read_file(output)
+    header, payload = fileformat.unpack(content)
     meta = model.metadata
     print(f"{output}: {header.count} digits in {len(content)} bytes, "
           f"{codec.bits_per_digit(len(content), header.count):.3f} bits/digit "
