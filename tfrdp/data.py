@@ -69,6 +69,12 @@ def prepare_mnist(mnist_dir=None, data_dir=None):
     return builder
 
 
+def _split(split, mnist_dir, data_dir, limit):
+    """The examples of `split` in stored order, optionally only the first `limit`."""
+    dataset = prepare_mnist(mnist_dir, data_dir).as_dataset(split=split, shuffle_files=False)
+    return dataset if limit is None else dataset.take(limit)
+
+
 def _to_float(example):
     return tf.cast(example["image"], tf.float32) / 255.0
 
@@ -81,10 +87,7 @@ def mnist_dataset(split, batch_size, mnist_dir=None, data_dir=None, training=Fal
     batch (static shapes for the gradient penalty); evaluation datasets go
     through the split once, in order, optionally only its first `limit` digits.
     """
-    builder = prepare_mnist(mnist_dir, data_dir)
-    dataset = builder.as_dataset(split=split, shuffle_files=False)
-    if limit is not None:
-        dataset = dataset.take(limit)
+    dataset = _split(split, mnist_dir, data_dir, limit)
     dataset = dataset.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE).cache()
     if training:
         dataset = dataset.shuffle(SPLIT_SIZES[split], seed=seed,
@@ -96,9 +99,6 @@ def mnist_dataset(split, batch_size, mnist_dir=None, data_dir=None, training=Fal
 def load_images(split, mnist_dir=None, data_dir=None, limit=None):
     """The digits of `split` as one uint8 array [N, 28, 28, 1]."""
     import tensorflow_datasets as tfds
-    builder = prepare_mnist(mnist_dir, data_dir)
-    dataset = builder.as_dataset(split=split, shuffle_files=False)
-    if limit is not None:
-        dataset = dataset.take(limit)
+    dataset = _split(split, mnist_dir, data_dir, limit)
     dataset = dataset.map(lambda example: example["image"]).batch(10000)
     return np.concatenate(list(tfds.as_numpy(dataset)), axis=0)
