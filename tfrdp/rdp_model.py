@@ -63,16 +63,61 @@ def gradient_penalty(critic, real, fake, alpha):
     return tf.reduce_mean(tf.square(norms - 1.0))
 
 
-class RDPModel(tf.keras.Model):
-    """Rate-distortion-perception codec trained with `fit` (see module docstring)."""
+def replica_rows(draw, local_count):
+    """This replica's rows of `draw(global_count)`, a draw over the global batch.
 
-    def __init__(self, config=CodecConfig(), **kwargs):
+    Keras splits a global batch across replicas in order, so drawing the
+    global batch's random numbers on every replica and keeping its own rows
+    gives each example the same noise however many replicas share the batch.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    if replicas == 1:
+        return draw(local_count)
+    start = tf.cast(context.replica_id_in_sync_group, tf.int32) * local_count
+    return draw(local_count * replicas)[start:start + local_count]
+
+
+def scaled_for_replicas(loss):
+    """A per-replica mean loss scaled so that the summed replica gradients are the
+    gradient of the global batch's mean (Keras optimizers sum across replicas)."""
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    return loss / replicas if replicas > 1 else loss
+
+
+def minimize(optimizer, tape, loss, variables):
+    """One optimizer update, with loss scaling when `optimizer` does it (float16)."""
+    if isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer):
+        # Backpropagating loss_scale instead of 1 scales every gradient, so
+        # small float16 gradients do not flush to zero.
+        scale = tf.cast(optimizer.loss_scale, loss.dtype)
+        gradients = optimizer.get_unscaled_gradients(
+            tape.gradient(loss, variables, output_gradients=scale))
+    else:
+        gradients = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(gradients, variables))
+
+
+class RDPModel(tf.keras.Model):
+    """Rate-distortion-perception codec trained with `fit` (see module docstring).
+
+    Training noise and interpolation weights are stateless draws keyed by
+    `seed`, the optimizer step and the example's place in the global batch:
+    a run is reproducible and does not depend on the number of replicas.
+    """
+
+    _CRITIC_NOISE, _ALPHA, _GENERATOR_NOISE = range(3)
+
+    def __init__(self, config=CodecConfig(), seed=0, synchronized_bn=False, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        self.encoder = models.make_encoder(config.latent_dim)
-        self.decoder = models.make_decoder(config.latent_dim, config.noise_dim)
+        self.seed = seed
+        self.encoder = models.make_encoder(config.latent_dim, synchronized_bn)
+        self.decoder = models.make_decoder(config.latent_dim, config.noise_dim, synchronized_bn)
         self.critic = models.make_critic()
-        self.prior = CategoricalPrior(config.latent_dim, config.levels, name="prior")
+        self.prior = CategoricalPrior(config.latent_dim, config.levels, name="prior",
+                                      dtype="float32")
         names = ["critic_loss", "gradient_penalty", "generator_loss", "mse", "psnr",
                  "w1", "bits", "search"]
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in names}
@@ -114,10 +159,11 @@ class RDPModel(tf.keras.Model):
     def sample_noise(self, count):
         return tf.random.normal([count, self.config.noise_dim])
 
-    def reconstruct(self, images, training=False):
-        """Returns (reconstructions, continuous levels) with fresh decoder noise."""
+    def reconstruct(self, images, training=False, noise=None):
+        """Returns (reconstructions, continuous levels), with fresh noise unless given."""
         levels = self.continuous_levels(images, training=training)
-        noise = self.sample_noise(tf.shape(images)[0])
+        if noise is None:
+            noise = self.sample_noise(tf.shape(images)[0])
         return self.decode(models.quantize(levels), noise, training=training), levels
 
     def call(self, images, training=False):
@@ -125,25 +171,43 @@ class RDPModel(tf.keras.Model):
 
     # Training.
 
+    def _training_draw(self, images, step, stream, shape, sampler):
+        """Stateless random rows for this replica's examples (see the class docstring)."""
+        seed = tf.stack([tf.constant(self.seed, tf.int64),
+                         tf.cast(step, tf.int64) * 4 + stream])
+        return replica_rows(lambda count: sampler([count, *shape], seed=seed),
+                            tf.shape(images)[0])
+
     def critic_step(self, images):
-        fake = tf.stop_gradient(self.reconstruct(images, training=True)[0])
-        alpha = tf.random.uniform([tf.shape(images)[0], 1, 1, 1])
+        step = self.critic_optimizer.iterations
+        noise = self._training_draw(images, step, self._CRITIC_NOISE, [self.config.noise_dim],
+                                    tf.random.stateless_normal)
+        alpha = self._training_draw(images, step, self._ALPHA, [1, 1, 1],
+                                    tf.random.stateless_uniform)
+        fake = tf.stop_gradient(self.reconstruct(images, training=True, noise=noise)[0])
         with tf.GradientTape() as tape:
-            w1 = (tf.reduce_mean(self.critic(images, training=True))
-                  - tf.reduce_mean(self.critic(fake, training=True)))
+            # Real and fake digits in one batch: larger convolutions run faster,
+            # and the critic has no batch statistics that could mix them.
+            scores = self.critic(tf.concat([images, fake], axis=0), training=True)
+            real_scores, fake_scores = tf.split(scores, 2, axis=0)
+            w1 = tf.reduce_mean(real_scores) - tf.reduce_mean(fake_scores)
             penalty = gradient_penalty(self.critic, images, fake, alpha)
             loss = -w1 + self.config.gp_weight * penalty
-        variables = self.critic.trainable_variables
-        self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            minimize_loss = scaled_for_replicas(loss)
+        minimize(self.critic_optimizer, tape, minimize_loss, self.critic.trainable_variables)
         self.trackers["critic_loss"].update_state(loss)
         self.trackers["gradient_penalty"].update_state(penalty)
+        self.trackers["w1"].update_state(w1)
 
     def generator_step(self, images):
         config = self.config
+        noise = self._training_draw(images, self.generator_optimizer.iterations,
+                                    self._GENERATOR_NOISE, [config.noise_dim],
+                                    tf.random.stateless_normal)
         with tf.GradientTape() as tape:
-            fake, levels = self.reconstruct(images, training=True)
+            fake, levels = self.reconstruct(images, training=True, noise=noise)
             mse = tf.reduce_mean(tf.square(images - fake))
-            real_score = tf.reduce_mean(self.critic(images, training=True))
+            # E[critic(x)] is constant here, so -E[critic(x_hat)] is W1's gradient.
             fake_score = tf.reduce_mean(self.critic(fake, training=True))
             bits = tf.reduce_mean(self.prior.bits(levels))
             loss = mse - config.lam * fake_score + config.rate_weight * bits
@@ -155,13 +219,12 @@ class RDPModel(tf.keras.Model):
                 search = tf.reduce_mean(tf.square(levels - self.nearest_codewords(images)))
                 total += config.search_weight * search
                 self.trackers["search"].update_state(search)
+            total = scaled_for_replicas(total)
         variables = (self.encoder.trainable_variables + self.decoder.trainable_variables
                      + self.prior.trainable_variables)
-        gradients = tape.gradient(total, variables)
-        self.generator_optimizer.apply_gradients(zip(gradients, variables))
+        minimize(self.generator_optimizer, tape, total, variables)
         self.trackers["generator_loss"].update_state(loss)
         self.trackers["mse"].update_state(mse)
-        self.trackers["w1"].update_state(tf.stop_gradient(real_score - fake_score))
         self.trackers["bits"].update_state(bits)
 
     def train_step(self, images):
@@ -177,7 +240,9 @@ class RDPModel(tf.keras.Model):
         fake, levels = self.reconstruct(images, training=False)
         count = tf.shape(images)[0]
         squared_error = tf.reduce_mean(tf.square(images - fake), axis=[1, 2, 3])
-        w1 = (tf.reduce_mean(self.critic(images)) - tf.reduce_mean(self.critic(fake)))
+        scores = self.critic(tf.concat([images, fake], axis=0))
+        real_scores, fake_scores = tf.split(scores, 2, axis=0)
+        w1 = tf.reduce_mean(real_scores) - tf.reduce_mean(fake_scores)
         self.trackers["mse"].update_state(squared_error)
         self.trackers["psnr"].update_state(tf.image.psnr(images, fake, max_val=1.0))
         self.trackers["w1"].update_state(w1, sample_weight=tf.cast(count, tf.float32))

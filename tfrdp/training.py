@@ -18,6 +18,7 @@ from tfrdp.errors import TfrdpError
 DEFAULT_MODEL_ROOT = Path("saved_models")
 DEFAULT_TRAIN_ROOT = Path("runs")
 MAX_SEARCH_CELLS = 4096  # codeword search decodes every cell at each step
+STRATEGIES = ("default", "mirrored", "multiworker")  # see tfrdp/distribute.py
 
 
 def _typed(kind, check, requirement):
@@ -79,6 +80,18 @@ def build_parser(prog=None):
                           help="test digits used for validation and the final metrics")
     training.add_argument("--seed", type=int, default=0,
                           help="seed of initialisation, shuffling and noise")
+    devices = parser.add_argument_group("devices and speed")
+    devices.add_argument("--strategy", choices=STRATEGIES, default="default",
+                         help="tf.distribute strategy: one device, mirrored over this "
+                         "machine's GPUs, or multiworker over the machines in TF_CONFIG; "
+                         "--batch-size is the global batch, split across replicas")
+    devices.add_argument("--mixed-precision", action="store_true",
+                         help="compute hidden layers in float16 on GPU (with loss scaling) "
+                         "or bfloat16 on CPU; latent, pixels, entropy model, losses and "
+                         "gradient penalty stay float32, and the export is float32")
+    devices.add_argument("--jit", action="store_true",
+                         help="compile the training step with XLA (for GPUs: on CPU, "
+                         "TensorFlow's oneDNN convolutions are faster than XLA's)")
     paths = parser.add_argument_group("paths")
     paths.add_argument("--mnist-dir", type=Path, default=None,
                        help="folder with the four MNIST IDX .gz files (prepared offline "
@@ -114,12 +127,54 @@ def adam(learning_rate, schedule, total_steps):
     return tf.keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.9)
 
 
+def build_model(args, strategy, policy, total_steps):
+    """The RDPModel, built and compiled under `strategy` and the precision `policy`."""
+    from tfrdp import distribute
+    from tfrdp.rdp_model import CodecConfig, RDPModel
+
+    config = CodecConfig(latent_dim=args.latent_dim, levels=args.levels,
+                         noise_dim=args.noise_dim, lam=args.lam, rate_weight=args.rate_weight,
+                         critic_steps=args.critic_steps, gp_weight=args.gp_weight,
+                         search_weight=args.search_weight)
+    with strategy.scope(), distribute.precision(policy):
+        model = RDPModel(config, seed=args.seed,
+                         synchronized_bn=strategy.num_replicas_in_sync > 1)
+        model.compile(
+            generator_optimizer=distribute.with_loss_scaling(
+                adam(args.learning_rate, args.lr_schedule, total_steps), policy),
+            critic_optimizer=distribute.with_loss_scaling(
+                adam(args.critic_learning_rate, args.lr_schedule,
+                     total_steps * args.critic_steps), policy),
+            jit_compile=args.jit)
+    return model
+
+
+def single_device_copy(model):
+    """A float32 copy of `model` on the default device, for evaluation and export.
+
+    The export then never depends on how the model was trained: on how many
+    replicas, or in which precision.
+    """
+    from tfrdp import distribute
+    from tfrdp.rdp_model import RDPModel
+
+    with distribute.precision("float32"):
+        copy = RDPModel(model.config, seed=model.seed)
+    for part in ("encoder", "decoder", "critic", "prior"):
+        getattr(copy, part).set_weights(getattr(model, part).get_weights())
+    copy.compile(generator_optimizer=None, critic_optimizer=None)
+    return copy
+
+
 def run(args, extra_callbacks=(), verbose=None):
-    """Trains, evaluates and exports; returns the metadata written with the model."""
+    """Trains, evaluates and exports; returns (metadata, export folder).
+
+    Under a multi-worker strategy only the chief evaluates and exports; the
+    other workers return (None, None).
+    """
     import tensorflow as tf
 
-    from tfrdp import data, export
-    from tfrdp.rdp_model import CodecConfig, RDPModel
+    from tfrdp import data, distribute
 
     name = model_name(args)
     export_dir = args.export_dir or DEFAULT_MODEL_ROOT / name
@@ -132,47 +187,59 @@ def run(args, extra_callbacks=(), verbose=None):
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
 
+    strategy = distribute.make_strategy(args.strategy)  # before any other TF work
+    chief = distribute.is_chief(strategy)
+    if args.batch_size % strategy.num_replicas_in_sync:
+        raise TfrdpError(f"--batch-size {args.batch_size} does not split evenly over "
+                         f"{strategy.num_replicas_in_sync} replicas")
+    policy = distribute.mixed_precision_policy() if args.mixed_precision else "float32"
     tf.keras.utils.set_random_seed(args.seed)
     train_data = data.mnist_dataset("train", args.batch_size, args.mnist_dir, args.data_dir,
                                     training=True, seed=args.seed)
     eval_digits = min(args.eval_digits, SPLIT_SIZES["test"])
     test_data = data.mnist_dataset("test", min(args.batch_size * 4, 1000), args.mnist_dir,
                                    args.data_dir, limit=eval_digits)
-
-    config = CodecConfig(latent_dim=args.latent_dim, levels=args.levels,
-                         noise_dim=args.noise_dim, lam=args.lam, rate_weight=args.rate_weight,
-                         critic_steps=args.critic_steps, gp_weight=args.gp_weight,
-                         search_weight=args.search_weight)
     steps = args.steps_per_epoch or SPLIT_SIZES["train"] // args.batch_size
-    model = RDPModel(config)
-    model.compile(
-        generator_optimizer=adam(args.learning_rate, args.lr_schedule, args.epochs * steps),
-        critic_optimizer=adam(args.critic_learning_rate, args.lr_schedule,
-                              args.epochs * steps * args.critic_steps))
+    model = build_model(args, strategy, policy, args.epochs * steps)
 
     backup_dir = train_dir / "backup"
-    if backup_dir.is_dir() and any(backup_dir.iterdir()):
+    if chief and backup_dir.is_dir() and any(backup_dir.iterdir()):
         print(f"Resuming from the backup in {backup_dir}", flush=True)
-    callbacks = [
-        tf.keras.callbacks.BackupAndRestore(str(backup_dir)),
-        tf.keras.callbacks.TensorBoard(str(train_dir / "logs"), profile_batch=0),
-        *extra_callbacks,
-    ]
+    callbacks = [tf.keras.callbacks.BackupAndRestore(str(backup_dir))]
+    if chief:
+        callbacks.append(tf.keras.callbacks.TensorBoard(str(train_dir / "logs"), profile_batch=0))
+    callbacks.extend(extra_callbacks)
     started = time.time()
     model.fit(train_data, epochs=args.epochs, steps_per_epoch=steps,
-              validation_data=test_data, callbacks=callbacks, verbose=verbose)
+              validation_data=test_data, callbacks=callbacks, verbose=verbose if chief else 0)
     train_seconds = time.time() - started
-    if backup_dir.is_dir() and not any(backup_dir.iterdir()):
-        backup_dir.rmdir()  # Keras empties it once training has finished
+    # Reading batch-norm statistics is a collective op across workers: every
+    # worker takes the copy, then only the chief goes on.
+    trained = single_device_copy(model)
+    if not chief:
+        distribute.barrier(strategy)  # until the chief has exported
+        return None, None
+    try:
+        return _evaluate_and_export(args, trained, test_data, export_dir, metadata_extra={
+            "replicas": strategy.num_replicas_in_sync, "precision": policy,
+            "train_seconds_this_run": round(train_seconds, 1), "eval_digits": eval_digits})
+    finally:
+        if backup_dir.is_dir() and not any(backup_dir.iterdir()):
+            backup_dir.rmdir()  # Keras empties it once training has finished
+        distribute.barrier(strategy)
 
-    metrics = model.evaluate(test_data, return_dict=True, verbose=0)
+
+def _evaluate_and_export(args, trained, test_data, export_dir, metadata_extra):
+    from tfrdp import export
+
+    metrics = trained.evaluate(test_data, return_dict=True, verbose=0)
     metrics = {key: float(value) for key, value in metrics.items()}
-    metadata = export.model_metadata(model, export_dir.name, metrics)
+    metadata = export.model_metadata(trained, export_dir.name, metrics)
     metadata["training"] = {
         **{key: (str(value) if isinstance(value, Path) else value)
            for key, value in vars(args).items()},
-        "train_seconds_this_run": round(train_seconds, 1), "eval_digits": eval_digits}
-    export.export_model(model, export_dir, metadata, overwrite=args.overwrite)
+        **metadata_extra}
+    export.export_model(trained, export_dir, metadata, overwrite=args.overwrite)
     (export_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metadata, export_dir
 
@@ -197,5 +264,6 @@ def main(argv=None, prog=None):
         print("interrupted: rerun the same command to resume from the last epoch",
               file=sys.stderr)
         return 130
-    report(metadata, export_dir)
+    if metadata is not None:  # the chief reports; other workers have nothing to say
+        report(metadata, export_dir)
     return 0
