@@ -156,3 +156,86 @@ def test_codeword_search_changes_the_encoder_update_only():
         searched = one_train_step(0.0, part=part, search_weight=1.0)
         same = all(np.array_equal(a, b) for a, b in zip(plain, searched))
         assert same != changes, part
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pixel_layers_compute_the_keras_convolutions_they_replace(channels):
+    """Same kernel shapes, values and input gradients as Keras' own stride-2 layers."""
+    cases = [(models.PixelConv2D(6), tf.keras.layers.Conv2D(6, 5, strides=2, padding="same"),
+              [4, 28, 28, channels]),
+             (models.PixelConv2DTranspose(channels),
+              tf.keras.layers.Conv2DTranspose(channels, 5, strides=2, padding="same"),
+              [4, 14, 14, 8])]
+    for pixel, keras_layer, shape in cases:
+        inputs = tf.random.normal(shape, seed=4)
+        pixel(inputs), keras_layer(inputs)
+        assert [w.shape for w in pixel.weights] == [w.shape for w in keras_layer.weights]
+        keras_layer.set_weights([pixel.kernel.numpy(),
+                                 np.linspace(-1, 1, pixel.bias.shape[0], dtype=np.float32)])
+        pixel.set_weights(keras_layer.get_weights())
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(inputs)
+            ours, theirs = pixel(inputs), keras_layer(inputs)
+        np.testing.assert_allclose(ours, theirs, atol=2e-5)
+        np.testing.assert_allclose(tape.gradient(ours, inputs), tape.gradient(theirs, inputs),
+                                   atol=2e-5)
+
+
+def plain_critic_like(critic):
+    """The same critic written with stock Keras layers and LeakyReLU."""
+    plain = tf.keras.Sequential([tf.keras.Input(models.IMAGE_SHAPE)] + [
+        layer for filters in (64, 128, 256)
+        for layer in (tf.keras.layers.Conv2D(filters, 5, strides=2, padding="same"),
+                      tf.keras.layers.LeakyReLU(0.2))] + [
+        tf.keras.layers.Flatten(), tf.keras.layers.Dense(1)])
+    plain.set_weights(critic.get_weights())
+    return plain
+
+
+def test_critic_penalty_gradients_equal_the_stock_layers_with_fewer_flops():
+    from tfrdp import profiling
+    critic = models.make_critic()
+    plain = plain_critic_like(critic)
+    real = tf.random.uniform([16, 28, 28, 1], seed=5)
+    fake = tf.random.uniform([16, 28, 28, 1], seed=6)
+    alpha = tf.random.uniform([16, 1, 1, 1], seed=7)
+
+    def penalty_gradients(model):
+        with tf.GradientTape() as tape:
+            penalty = gradient_penalty(model, real, fake, alpha)
+        return penalty, tape.gradient(penalty, model.trainable_variables)
+
+    ours, theirs = penalty_gradients(critic), penalty_gradients(plain)
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)
+    for variable, mine, stock in zip(critic.trainable_variables, ours[1], theirs[1]):
+        # The penalty does not depend on the biases (the critic is piecewise
+        # linear): zeros or None, depending on the path TensorFlow takes.
+        mine = np.zeros(variable.shape) if mine is None else mine
+        stock = np.zeros(variable.shape) if stock is None else stock
+        np.testing.assert_allclose(mine, stock, rtol=1e-4, atol=1e-6)
+
+    spec = tf.TensorSpec([16, 28, 28, 1])
+    flops = {name: profiling.step_flops(tf.function(
+        lambda images, model=model: penalty_gradients(model)[1]), spec)[0]
+        for name, model in (("ours", critic), ("stock", plain))}
+    # The stock second derivative also backpropagates zeros through the
+    # forward pass: one more filter gradient per conv.
+    assert flops["ours"]["Conv2DBackpropFilter"] < 0.6 * flops["stock"]["Conv2DBackpropFilter"]
+
+
+def test_flop_counter_counts_matrix_products_and_convolutions():
+    from tfrdp import profiling
+    kernel = tf.random.normal([5, 5, 3, 8])
+    matrix = tf.random.normal([20, 30])
+
+    @tf.function
+    def work(images, vectors):
+        unused = tf.matmul(vectors, vectors, transpose_b=True)  # pruned: feeds nothing
+        del unused
+        return (tf.nn.conv2d(images, kernel, strides=2, padding="SAME"),
+                tf.matmul(vectors, matrix))
+
+    by_type, total = profiling.step_flops(
+        work, tf.TensorSpec([2, 28, 28, 3]), tf.TensorSpec([7, 20]))
+    assert by_type == {"Conv2D": 2 * 2 * 14 * 14 * 8 * 5 * 5 * 3, "MatMul": 2 * 7 * 20 * 30}
+    assert total == sum(by_type.values())

@@ -27,11 +27,12 @@ def op_flops(op):
     if op.type in CONV_OPS:
         # All three directions do the forward conv's multiply-adds:
         # every element of the conv output gradient meets kh*kw*cin weights.
-        output, kernel = {
-            "Conv2D": (op.outputs[0], op.inputs[1]),
-            "Conv2DBackpropInput": (op.inputs[2], op.inputs[1]),
-            "Conv2DBackpropFilter": (op.inputs[2], op.outputs[0]),
-        }[op.type]
+        if op.type == "Conv2D":
+            output, kernel = op.outputs[0], op.inputs[1]
+        elif op.type == "Conv2DBackpropInput":
+            output, kernel = op.inputs[2], op.inputs[1]
+        else:
+            output, kernel = op.inputs[2], op.outputs[0]
         kh, kw, cin, _ = _dims(kernel)
         return 2 * int(np.prod(_dims(output))) * kh * kw * cin
     if op.type in ("MatMul", "BatchMatMulV2"):
