@@ -17,7 +17,6 @@ Prints a table and writes the figures as JSON (--json).
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -45,23 +44,6 @@ def _block(result):
     for tensor in tf.nest.flatten(result):
         if tensor is not None:
             tensor.numpy()
-
-
-def device_name():
-    import tensorflow as tf
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"{len(gpus)} x {details.get('device_name', 'GPU')}"
-    model = platform.processor() or "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores {model}"
 
 
 def main():
@@ -101,7 +83,7 @@ def main():
     steps_per_epoch = SPLIT_SIZES["train"] // args.batch_size
     model = build_model(train_args, strategy, policy, steps_per_epoch)
     spec = tf.TensorSpec(images.shape, images.dtype)
-    figures = {"device": device_name(), "batch_size": args.batch_size, "precision": policy,
+    figures = {"device": profiling.device_name(), "batch_size": args.batch_size, "precision": policy,
                "jit": args.jit, "matmul_peak_gflops": peak / 1e9, "steps": {}}
     for name in ("critic_step", "generator_step", "train_step"):
         traced = tf.function(getattr(model, name))

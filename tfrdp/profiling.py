@@ -1,4 +1,4 @@
-"""FLOP counts of traced TensorFlow functions and the device's measured matmul peak.
+"""FLOP counts of traced TensorFlow functions, the device's measured matmul peak, its name.
 
 Counts the multiply-adds of the matrix ops (convolutions in all three
 directions and matrix products) that a traced step really runs: ops whose
@@ -7,7 +7,10 @@ TensorFlow before running, so they are not counted either. Elementwise ops
 are left out, as in the usual "model FLOPs utilisation" figure.
 """
 
+import os
+import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -92,3 +95,20 @@ def matmul_peak(dtype=tf.float32, size=2048, seconds=2.0):
         products().numpy()
         best = min(best, time.perf_counter() - started)
     return 2 * size ** 3 * repeats / best
+
+
+def device_name():
+    """What the benchmarks ran on, e.g. "2 cores AMD EPYC" or "1 x NVIDIA H200"."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"{len(gpus)} x {details.get('device_name', 'GPU')}"
+    model = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores {model}"
