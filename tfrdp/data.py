@@ -108,7 +108,14 @@ def mnist_dataset(split, batch_size, mnist_dir=None, data_dir=None, training=Fal
 
 def load_images(split, mnist_dir=None, data_dir=None, limit=None):
     """The digits of `split` as one uint8 array [N, 28, 28, 1]."""
+    return load_labeled(split, mnist_dir, data_dir, limit)[0]
+
+
+def load_labeled(split, mnist_dir=None, data_dir=None, limit=None):
+    """(digits uint8 [N, 28, 28, 1], labels int64 [N]) of `split`, in stored order."""
     import tensorflow_datasets as tfds
     dataset = _split(split, mnist_dir, data_dir, limit)
-    dataset = dataset.map(lambda example: example["image"]).batch(10000)
-    return np.concatenate(list(tfds.as_numpy(dataset)), axis=0)
+    dataset = dataset.map(lambda example: (example["image"], example["label"])).batch(10000)
+    batches = list(tfds.as_numpy(dataset))
+    return (np.concatenate([images for images, _ in batches], axis=0),
+            np.concatenate([labels for _, labels in batches], axis=0))

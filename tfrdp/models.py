@@ -155,15 +155,15 @@ def critic_leaky_relu(features):
     return tf.nn.leaky_relu(features, _LEAK), gradient
 
 
-def make_critic():
+def make_critic(widths=(64, 128, 256), name="critic"):
     """Image [N,28,28,1] -> scalar score [N,1] (unbounded: a WGAN critic)."""
-    layers = [tf.keras.Input(IMAGE_SHAPE), PixelConv2D(64),
+    layers = [tf.keras.Input(IMAGE_SHAPE), PixelConv2D(widths[0]),
               tf.keras.layers.Activation(critic_leaky_relu)]
-    for filters in (128, 256):
+    for filters in widths[1:]:
         layers += [tf.keras.layers.Conv2D(filters, 5, strides=2, padding="same"),
                    tf.keras.layers.Activation(critic_leaky_relu)]
     layers += [tf.keras.layers.Flatten(), tf.keras.layers.Dense(1, dtype="float32")]
-    return tf.keras.Sequential(layers, name="critic")
+    return tf.keras.Sequential(layers, name=name)
 
 
 def to_levels(latent, levels):

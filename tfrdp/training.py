@@ -80,6 +80,9 @@ def build_parser(prog=None):
                           help="test digits used for validation and the final metrics")
     training.add_argument("--seed", type=int, default=0,
                           help="seed of initialisation, shuffling and noise")
+    training.add_argument("--freeze-encoder", type=Path, default=None, metavar="MODEL",
+                          help="train a new decoder and critic on the frozen encoder (and "
+                          "latent size) of this exported model: a universal representation")
     devices = parser.add_argument_group("devices and speed")
     devices.add_argument("--strategy", choices=STRATEGIES, default="default",
                          help="tf.distribute strategy: one device, mirrored over this "
@@ -111,6 +114,8 @@ def build_parser(prog=None):
 def model_name(args):
     """A folder name that says what the model is, e.g. mnist_d3_L3_lambda0.01."""
     name = f"mnist_d{args.latent_dim}_L{args.levels}_lambda{args.lam:g}"
+    if getattr(args, "freeze_encoder", None):
+        name += "_frozen"
     if args.rate_weight:
         name += f"_beta{args.rate_weight:g}"
     if args.noise_dim != 16:
@@ -139,6 +144,8 @@ def build_model(args, strategy, policy, total_steps):
     with strategy.scope(), distribute.precision(policy):
         model = RDPModel(config, seed=args.seed,
                          synchronized_bn=strategy.num_replicas_in_sync > 1)
+        if args.freeze_encoder:
+            load_frozen_encoder(model, args.freeze_encoder)
         model.compile(
             generator_optimizer=distribute.with_loss_scaling(
                 adam(args.learning_rate, args.lr_schedule, total_steps), policy),
@@ -147,6 +154,37 @@ def build_model(args, strategy, policy, total_steps):
                      total_steps * args.critic_steps), policy),
             jit_compile=args.jit)
     return model
+
+
+def frozen_encoder_source(path, args):
+    """Checks --freeze-encoder and returns the exported model's metadata."""
+    from tfrdp.export import read_metadata
+    try:
+        metadata = read_metadata(path)
+    except (OSError, ValueError):
+        raise TfrdpError(f"--freeze-encoder {path} is not a tfrdp SavedModel") from None
+    if (metadata["latent_dim"], metadata["levels"]) != (args.latent_dim, args.levels):
+        raise TfrdpError(
+            f"--freeze-encoder {path} has d={metadata['latent_dim']}, L={metadata['levels']}; "
+            f"pass --latent-dim {metadata['latent_dim']} --levels {metadata['levels']}")
+    return metadata
+
+
+def load_frozen_encoder(model, path):
+    """Copies the encoder of the SavedModel at `path` into `model` and freezes it.
+
+    A frozen Keras encoder also runs its batch norm in inference mode, so the
+    symbols of a digit are exactly those the exported encoder gives.
+    """
+    import tensorflow as tf
+    import tensorflow_compression  # noqa: F401  (the export's range-coding ops)
+    source = tf.saved_model.load(str(path)).encoder.variables
+    target = model.encoder.weights
+    if [tuple(v.shape) for v in source] != [tuple(w.shape) for w in target]:
+        raise TfrdpError(f"--freeze-encoder {path}: its encoder does not fit this model's")
+    for weight, value in zip(target, source):
+        weight.assign(value)
+    model.encoder.trainable = False
 
 
 def single_device_copy(model):
@@ -160,6 +198,7 @@ def single_device_copy(model):
 
     with distribute.precision("float32"):
         copy = RDPModel(model.config, seed=model.seed)
+    copy.encoder.trainable = model.encoder.trainable
     for part in ("encoder", "decoder", "critic", "prior"):
         getattr(copy, part).set_weights(getattr(model, part).get_weights())
     copy.compile(generator_optimizer=None, critic_optimizer=None)
@@ -184,6 +223,9 @@ def run(args, extra_callbacks=(), verbose=None):
     if args.search_weight > 0 and args.levels ** args.latent_dim > MAX_SEARCH_CELLS:
         raise TfrdpError(f"--search-weight needs at most {MAX_SEARCH_CELLS} cells, and "
                          f"{args.levels}^{args.latent_dim} is more: pass --search-weight 0")
+    if args.freeze_encoder:
+        frozen_encoder_source(args.freeze_encoder, args)
+        args.search_weight = 0.0  # the search aid only trains the encoder
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
 
