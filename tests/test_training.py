@@ -125,3 +125,32 @@ def test_interrupted_training_resumes_from_its_backup(tmp_path, data_dir):
     assert record.iterations == (6, 12)
     assert export_dir.is_dir() and metadata["training"]["epochs"] == 3
     assert not (tmp_path / "run" / "backup").exists()  # removed once training finished
+
+
+def test_frozen_encoder_trains_a_new_decoder_on_the_same_symbols(trained, tmp_path, data_dir):
+    from tfrdp import codec
+    _, source_dir = trained
+    args = train_args(tmp_path, data_dir, "--lambda", "0.02", "--freeze-encoder",
+                      str(source_dir))
+    metadata, export_dir = run(args, verbose=0)
+    assert export_dir.name == "model" and metadata["training"]["freeze_encoder"] == \
+        str(source_dir)
+    digits = data.load_images("test", data_dir=data_dir, limit=500)
+    source, frozen = codec.Codec(source_dir), codec.Codec(export_dir)
+    symbols = [model.saved_model.signatures["encode"](images=tf.constant(digits))["symbols"]
+               for model in (source, frozen)]
+    assert np.array_equal(symbols[0], symbols[1])  # the encoder did not move
+    assert not np.array_equal(source.reconstruct(digits, 1), frozen.reconstruct(digits, 1))
+    assert metadata["fingerprint"] != source.fingerprint  # a new decoder
+
+
+def test_frozen_encoder_must_match_the_latent_size(trained, tmp_path, data_dir):
+    _, source_dir = trained
+    result = run_train_py("--freeze-encoder", str(source_dir), "--levels", "4", "--data-dir",
+                          str(data_dir), "--export-dir", str(tmp_path / "model"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: --freeze-encoder {source_dir} has d=3, L=3; pass --latent-dim 3 --levels 3")
+    result = run_train_py("--freeze-encoder", str(tmp_path), "--data-dir", str(data_dir),
+                          "--export-dir", str(tmp_path / "model"))
+    assert result.returncode == 2 and "is not a tfrdp SavedModel" in result.stderr

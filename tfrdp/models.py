@@ -57,7 +57,32 @@ def make_decoder(latent_dim, noise_dim, synchronized_bn=False):
     return tf.keras.Sequential(layers, name="decoder")
 
 
-class PixelConv2DTranspose(tf.keras.layers.Conv2DTranspose):
+class _PixelPhases:
+    """What the two pixel-phase layers share: a fixed 5x5 stride-2 "same" geometry and
+    the split of the 5x5 kernel into four 3x3 kernels, one per 2x2 pixel phase."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(filters, 5, strides=2, padding="same", **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        for fixed in ("kernel_size", "strides", "padding"):
+            del config[fixed]
+        return config
+
+    def _phase_kernels(self):
+        """[3, 3, a, b] kernels for phases (0,0), (0,1), (1,0), (1,1); the kernel is [5,5,a,b]."""
+        kernel = tf.pad(self.kernel, [[0, 1], [0, 1], [0, 0], [0, 0]])  # row 5 is zeros
+        return [tf.gather(tf.gather(kernel, self._TAPS[py], axis=0), self._TAPS[px], axis=1)
+                for py in (0, 1) for px in (0, 1)]
+
+    def _finish(self, outputs):
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        return self.activation(outputs)
+
+
+class PixelConv2DTranspose(_PixelPhases, tf.keras.layers.Conv2DTranspose):
     """Conv2DTranspose(filters, 5, strides=2, padding="same"), computed as sub-pixel conv.
 
     Same weights, same initialisation, same function: a stride-2 transposed
@@ -72,31 +97,15 @@ class PixelConv2DTranspose(tf.keras.layers.Conv2DTranspose):
     # i, k with 2i + k - 1 = 2m + p of x[i] * w[k] ("same" padding puts 1 before).
     _TAPS = ((3, 1, 5), (4, 2, 0))
 
-    def __init__(self, filters, **kwargs):
-        super().__init__(filters, 5, strides=2, padding="same", **kwargs)
-
-    def get_config(self):
-        config = super().get_config()
-        for fixed in ("kernel_size", "strides", "padding"):
-            del config[fixed]
-        return config
-
-    def _phase_kernel(self):
-        kernel = tf.pad(self.kernel, [[0, 1], [0, 1], [0, 0], [0, 0]])  # [6, 6, out, in]
-        phases = [tf.gather(tf.gather(kernel, self._TAPS[py], axis=0), self._TAPS[px], axis=1)
-                  for py in (0, 1) for px in (0, 1)]  # each [3, 3, out, in]
-        # -> [3, 3, in, 4 * out] with channel (phase, out), as depth_to_space expects
-        return tf.transpose(tf.concat(phases, axis=2), [0, 1, 3, 2])
-
     def call(self, inputs):
-        outputs = tf.nn.depth_to_space(
-            tf.nn.conv2d(inputs, self._phase_kernel(), strides=1, padding="SAME"), 2)
-        if self.use_bias:
-            outputs = tf.nn.bias_add(outputs, self.bias)
-        return self.activation(outputs)
+        # [3, 3, out, 4 * in] -> [3, 3, in, 4 * out], channel (phase, out) as
+        # depth_to_space expects.
+        kernel = tf.transpose(tf.concat(self._phase_kernels(), axis=2), [0, 1, 3, 2])
+        return self._finish(tf.nn.depth_to_space(
+            tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME"), 2))
 
 
-class PixelConv2D(tf.keras.layers.Conv2D):
+class PixelConv2D(_PixelPhases, tf.keras.layers.Conv2D):
     """Conv2D(filters, 5, strides=2, padding="same"), computed on 2x2 pixel blocks.
 
     Same weights, same initialisation, same function: space_to_depth turns the
@@ -110,27 +119,10 @@ class PixelConv2D(tf.keras.layers.Conv2D):
     # a zero row. From x[2m + k - 1] = phase (k-1) mod 2 of block m + (k-1)//2.
     _TAPS = ((5, 1, 3), (0, 2, 4))
 
-    def __init__(self, filters, **kwargs):
-        super().__init__(filters, 5, strides=2, padding="same", **kwargs)
-
-    def get_config(self):
-        config = super().get_config()
-        for fixed in ("kernel_size", "strides", "padding"):
-            del config[fixed]
-        return config
-
-    def _phase_kernel(self):
-        kernel = tf.pad(self.kernel, [[0, 1], [0, 1], [0, 0], [0, 0]])  # [6, 6, in, out]
-        phases = [tf.gather(tf.gather(kernel, self._TAPS[py], axis=0), self._TAPS[px], axis=1)
-                  for py in (0, 1) for px in (0, 1)]  # each [3, 3, in, out]
-        return tf.concat(phases, axis=2)  # [3, 3, 4 * in, out], channel (phase, in)
-
     def call(self, inputs):
-        outputs = tf.nn.conv2d(tf.nn.space_to_depth(inputs, 2), self._phase_kernel(),
-                               strides=1, padding="SAME")
-        if self.use_bias:
-            outputs = tf.nn.bias_add(outputs, self.bias)
-        return self.activation(outputs)
+        kernel = tf.concat(self._phase_kernels(), axis=2)  # [3, 3, 4 * in, out]
+        return self._finish(tf.nn.conv2d(tf.nn.space_to_depth(inputs, 2), kernel,
+                                         strides=1, padding="SAME"))
 
 
 @tf.custom_gradient

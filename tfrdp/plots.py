@@ -19,6 +19,14 @@ GRID_DIGITS = 12
 GRID_SEED = 7
 
 
+def save(figure, path):
+    """Writes the PNG atomically: a crash never leaves half a figure."""
+    from tfrdp.fsutil import staged_path
+    with staged_path(path) as staging:
+        figure.savefig(staging, dpi=110, format="png")
+    plt.close(figure)
+
+
 def _by_rate(rows):
     rates = {}
     for row in rows:
@@ -56,8 +64,7 @@ def distortion_perception(rows, floors, path):
     figure.suptitle("Distortion against perception on MNIST test digits "
                     "(labels: lambda; lower-left is better)")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save(figure, path)
 
 
 def rate_distortion(rows, path):
@@ -74,8 +81,7 @@ def rate_distortion(rows, path):
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save(figure, path)
 
 
 def reconstruction_grid(rows, rate, model_root, originals, path):
@@ -97,8 +103,7 @@ def reconstruction_grid(rows, rate, model_root, originals, path):
     axis.set_title(f"Rate {rate} ({group[0]['nominal_bits']:.2f} bits/digit): "
                    "the same test digits at each lambda", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save(figure, path)
 
 
 def draw_all(rows, floors, out_dir, model_root, mnist_dir=None, data_dir=None):

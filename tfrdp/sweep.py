@@ -121,6 +121,8 @@ class Sweep:
             command += ["--mnist-dir", str(args.mnist_dir)]
         if args.steps_per_epoch:
             command += ["--steps-per-epoch", str(args.steps_per_epoch)]
+        if args.eval_digits:
+            command += ["--eval-digits", str(args.eval_digits)]
         if args.mixed_precision:
             command.append("--mixed-precision")
         if point.frozen:
@@ -237,6 +239,9 @@ def add_arguments(parser):
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs per point")
     parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument("--eval-digits", type=int, default=None,
+                        help="test digits for each training's own validation (default: all); "
+                        "the sweep's evaluation always uses the whole test split")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="train in bfloat16/float16 (see train.py --help)")
     parser.add_argument("--universal", nargs="?", const="all", default=None, metavar="RATES",
