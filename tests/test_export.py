@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression  # noqa: F401  (registers the range-coding ops)
 
-from conftest import run_python
+from conftest import REPO, run_python
 from tfrdp import data, export
 from tfrdp.entropy import TABLE_LEARNED, TABLE_UNIFORM, SymbolCoder
 
@@ -152,3 +152,18 @@ def test_export_refuses_to_overwrite_and_replaces_atomically(trained, tmp_path):
     export.export_model(RDPModel(), target, {"name": "x"}, overwrite=True)
     assert not (target / "keep").exists() and (target / "saved_model.pb").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging left behind
+
+
+def test_shipped_models_are_small_and_round_trip(data_dir):
+    """Every codec in saved_models/ is at most 5 MB and compresses right after install."""
+    from tfrdp import codec, fileformat
+    shipped = [path for path in (REPO / "saved_models").iterdir()
+               if (path / "assets" / "tfrdp.json").is_file()]
+    assert len(shipped) >= 4
+    digits = data.load_images("test", data_dir=data_dir, limit=100)
+    for path in shipped:
+        size = sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+        assert size <= 5 * 2**20, (path.name, size)
+        model = codec.Codec(path)
+        header, payload = fileformat.unpack(model.compress(digits, seed=3))
+        assert np.array_equal(model.decompress(header, payload), model.reconstruct(digits, 3))

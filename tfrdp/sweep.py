@@ -18,7 +18,6 @@ reconstructions_DxL.png for each rate.
 """
 
 import concurrent.futures
-import csv
 import dataclasses
 import json
 import math
