@@ -50,6 +50,14 @@ class EvaluationData:
     reference: np.ndarray       # real training digits for sliced_w1 and fid
     critic_real: np.ndarray     # real training digits the fresh critic sees as "real"
     critic_source: np.ndarray   # other training digits, reconstructed as its "fake"
+    _reference_features: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def reference_features(self, classifier):
+        """The classifier's features of the reference digits, computed once per classifier."""
+        if id(classifier) not in self._reference_features:
+            self._reference_features[id(classifier)] = mnist_classifier.logits_and_features(
+                classifier, self.reference)[1]
+        return self._reference_features[id(classifier)]
 
     @classmethod
     def load(cls, split="test", mnist_dir=None, data_dir=None):
@@ -144,7 +152,7 @@ def critic_w1(train_real, train_other, test_real, test_other, steps=1000, batch=
 def floors(eval_data, classifier, settings=Settings()):
     """What each perception measure gives for real digits in place of reconstructions."""
     test, half = eval_data.test, len(eval_data.test) // 2
-    _, reference_features = mnist_classifier.logits_and_features(classifier, eval_data.reference)
+    reference_features = eval_data.reference_features(classifier)
     _, test_features = mnist_classifier.logits_and_features(classifier, test)
     count = min(len(test), len(eval_data.reference))
     return {
@@ -179,7 +187,7 @@ def evaluate(codec, eval_data, classifier, settings=Settings()):
     reconstructed = codec.reconstruct(test, settings.seed)
     critic_fakes = codec.reconstruct(eval_data.critic_source, settings.seed + 1)
     logits, features = mnist_classifier.logits_and_features(classifier, reconstructed)
-    _, reference_features = mnist_classifier.logits_and_features(classifier, eval_data.reference)
+    reference_features = eval_data.reference_features(classifier)
     count = min(len(test), len(eval_data.reference))
     results = {"model": codec.name, "digits": len(test), **distortion(test, reconstructed),
                **rate(codec, test, settings.seed)}
